@@ -1,0 +1,67 @@
+"""Fixtures for tests against the running lab (`make test-lab` brings it up first)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import labtools
+import pytest
+import requests
+from proxmoxer import ProxmoxAPI
+
+from lab.admin import AdminClient
+from lab.config import LabPaths
+
+
+@pytest.fixture(scope="session")
+def creds() -> dict:
+    try:
+        return labtools.load_credentials()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def pve(creds: dict) -> ProxmoxAPI:
+    return labtools.api_for(creds)
+
+
+@pytest.fixture(scope="session")
+def admin() -> AdminClient:
+    return AdminClient(LabPaths.default())
+
+
+@pytest.fixture(autouse=True)
+def _no_faults_left(admin: AdminClient) -> Iterator[None]:
+    admin.clear_faults()
+    yield
+    admin.clear_faults()
+
+
+@pytest.fixture
+def raw(creds: dict) -> requests.Session:
+    """A bare HTTP session, for what proxmoxer hides (reason phrases, cookies)."""
+    session = requests.Session()
+    session.trust_env = False  # no proxies; and REQUESTS_CA_BUNDLE would override verify
+    session.verify = creds["ca_cert"]
+    return session
+
+
+@pytest.fixture
+def ids(pve: ProxmoxAPI) -> Iterator[labtools.Allocator]:
+    alloc = labtools.Allocator(pve)
+    yield alloc
+    alloc.cleanup()
+
+
+@pytest.fixture(scope="session")
+def site_converged() -> dict:
+    """The whole service converged on the lab inventory, once per session.
+
+    Skips the verify stage (tests/lab/test_verify.py and test_site_service.py run it):
+    the modules that need a converged service share this one run instead of each paying
+    for a site.yml. Each of them puts back what it changes.
+    """
+    code, result, stderr = labtools.run_playbook("site.yml", None, "--skip-tags", "verify")
+    assert code == 0, labtools.failures(result, stderr)
+    return result
