@@ -1,0 +1,7 @@
+"""`python -m qosd <command>`."""
+
+import sys
+
+from qosd.cli import main
+
+sys.exit(main())
