@@ -1,0 +1,1 @@
+"""Code shipped to the hosts by playbooks/verify.yml (run there, not imported here)."""
