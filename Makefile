@@ -16,17 +16,19 @@ PYTEST_ARGS ?=
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-host-deps: ## Debian packages the controller needs (python3-venv, git, ssh client)
-	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || ! command -v ssh >/dev/null; then \
-	  echo "[make] installing python3, python3-venv and openssh-client from Debian"; \
+# rsync: the lab's snapshot copy, which the unit tests exercise before any lab exists.
+host-deps: ## Debian packages the controller needs (python3-venv, git, ssh client, rsync)
+	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || ! command -v ssh >/dev/null \
+	    || ! command -v rsync >/dev/null; then \
+	  echo "[make] installing python3, python3-venv, openssh-client and rsync from Debian"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    python3 python3-venv openssh-client git; \
+	    python3 python3-venv openssh-client git rsync; \
 	fi
 
 venv: $(VENV)/.installed ## the Python virtualenv from requirements.txt
 
-$(VENV)/.installed: requirements.txt
-	@$(MAKE) --no-print-directory host-deps
+# host-deps is order-only: checked on every run (cheap), without forcing a venv rebuild.
+$(VENV)/.installed: requirements.txt | host-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
