@@ -270,11 +270,26 @@ class LxcBackend:
         for net in spec.nets:
             if not Path(f"/sys/class/net/{net.bridge}/bridge").exists():
                 raise BackendError(f"bridge '{net.bridge}' does not exist")
+        self.forget_neighbours(spec)
         self.mount(spec.vmid)
         self.write_lxc_config(spec)
         _run(self._lxc("lxc-start", spec.vmid), f"start CT {spec.vmid}", 60)
         _run(self._lxc("lxc-wait", spec.vmid, "-s", "RUNNING", "-t", "30"),
              f"wait for CT {spec.vmid} to run", 40)
+
+    @staticmethod
+    def forget_neighbours(spec: GuestSpec) -> None:
+        """Drops the host's ARP entries for the CT's addresses before it starts.
+
+        A CT re-created at the address of one just destroyed has a new MAC; the host would
+        keep sending to the old MAC while its entry stays REACHABLE (up to 45 s), so SSH to
+        the new CT would hang that long. Nothing in the guest announces the change (ifupdown
+        sends no gratuitous ARP).
+        """
+        for net in spec.nets:
+            if net.ip and "/" in net.ip:
+                subprocess.run(["ip", "neigh", "flush", "to", net.ip.split("/")[0], "dev", net.bridge],
+                               capture_output=True, check=False, timeout=10)
 
     def stop(self, vmid: int) -> None:
         if self.state(vmid) == "running":
