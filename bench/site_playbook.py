@@ -9,6 +9,7 @@ app stage only.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from benchlib import destroy_lab_inventory_containers, emit, timed_site
 from labtools import changed_by_host
@@ -21,7 +22,8 @@ def main() -> None:
     noop, result = timed_site()
     changed = sum(changed_by_host(result).values())
     emit("site.noop", noop, "s", target="<= 30", ok=noop <= 30 and changed == 0, changed=changed)
-    version = f"0.1.0.post{int(time.time())}"
+    base = (Path(__file__).resolve().parent.parent / "app" / "VERSION").read_text().strip()
+    version = f"{base}.post{int(time.time())}"
     deploy, _ = timed_site("--tags", "app", "-e", f"app_version={version}")
     emit("site.rolling_deploy_new_version", deploy, "s", version=version,
          note="includes building the release on the controller")

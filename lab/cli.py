@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,6 +103,35 @@ def write_credentials(paths: LabPaths, secrets: dict[str, dict[str, str]]) -> No
     say(f"wrote {CREDENTIALS.relative_to(REPO_ROOT)}")
 
 
+def link_app_secrets(paths: LabPaths, link: Path) -> None:
+    """Make ``link`` (a clone's .lab/secrets) a symlink to the lab's app secrets.
+
+    A real directory left there by an older clone is folded in first: its files move to
+    the lab's directory where that has none of the same name (the lab's copy is what the
+    containers were last converged with), then the directory is removed.
+    """
+    shared = paths.app_secrets
+    shared.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shared.mkdir(exist_ok=True, mode=0o700)
+    if link.is_symlink():
+        if link.resolve() == shared.resolve():
+            return
+        link.unlink()
+    elif link.is_dir():
+        for item in sorted(link.iterdir()):
+            target = shared / item.name
+            if item.is_file() and not target.exists():
+                os.replace(item, target)
+        shutil.rmtree(link)
+    elif link.exists():
+        raise HostSetupError(f"{link} should be a directory or a link to {shared}; "
+                             "move it away and run `make lab` again")
+    link.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    link.symlink_to(shared)
+    say(f"{link.relative_to(REPO_ROOT) if link.is_relative_to(REPO_ROOT) else link} "
+        f"-> {shared} (the lab's service secrets)")
+
+
 def cmd_up(paths: LabPaths, _args: argparse.Namespace) -> int:
     from lab.auth import AccessControl  # noqa: PLC0415 - keeps `status` light
 
@@ -123,6 +153,7 @@ def cmd_up(paths: LabPaths, _args: argparse.Namespace) -> int:
     else:
         say(f"API server already running (pid {server_pid(paths)})")
     write_credentials(paths, secrets)
+    link_app_secrets(paths, CREDENTIALS.parent / "secrets")
     return 0
 
 

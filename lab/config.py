@@ -66,6 +66,15 @@ class LabPaths:
         return self.root / "priv" / "secrets.json"
 
     @property
+    def app_secrets(self) -> Path:
+        """The service's lab secrets (database password, Django key, admin password).
+
+        They belong to the lab's containers, not to one clone: every clone's .lab/secrets
+        links here, so two clones converging the same lab agree on them.
+        """
+        return self.root / "priv" / "app-secrets"
+
+    @property
     def admin_socket(self) -> Path:
         return self.root / "run" / "admin.sock"
 

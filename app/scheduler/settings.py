@@ -63,6 +63,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so process_exception sees a view's database error before any other.
+    "scheduler.middleware.RetrySafeRequestMiddleware",
 ]
 
 ROOT_URLCONF = "scheduler.urls"
@@ -94,7 +96,8 @@ def _database() -> dict[str, object]:
         )
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": sqlite_path}
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        # Django's backend with a short retry on a refused connection (scheduler/postgresql).
+        "ENGINE": "scheduler.postgresql",
         "NAME": name,
         "USER": env_str("DB_USER"),
         "PASSWORD": env_str("DB_PASSWORD"),
@@ -103,6 +106,7 @@ def _database() -> dict[str, object]:
         "PORT": env_str("DB_PORT", "5432"),
         "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
+        "CONNECT_RETRY_SECONDS": env_int("DB_CONNECT_RETRY_SECONDS", 3),
         "OPTIONS": {
             # A dead database must fail /health/ quickly, not hang the worker.
             "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1),

@@ -16,10 +16,9 @@ urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 @pytest.fixture(scope="module")
-def converged():
-    code, result, stderr = run_playbook("site.yml")
-    assert code == 0, failures(result, stderr)
-    return result
+def converged(site_converged):
+    """The session's full site.yml run (conftest.py), verify stage included."""
+    return site_converged
 
 
 def _session() -> requests.Session:

@@ -97,7 +97,7 @@ class SettingsFromEnvironmentTests(SimpleTestCase):
 
     def test_database_variables_select_postgresql(self):
         found = settings_in_fresh_process(production_environment())
-        self.assertEqual(found["ENGINE"], "django.db.backends.postgresql")
+        self.assertEqual(found["ENGINE"], "scheduler.postgresql")
         self.assertEqual((found["NAME"], found["HOST"]), ("scheduler", "db.example.test"))
         self.assertEqual(found["ALLOWED_HOSTS"], ["scheduler.example.test", "10.92.3.11"])
         self.assertEqual(found["VERSION"], "2031.05.1")

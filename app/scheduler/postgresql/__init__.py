@@ -1,0 +1,1 @@
+"""PostgreSQL backend that rides out a database switching under it (see base.py)."""
