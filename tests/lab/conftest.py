@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import labtools
+import molecule_runs
 import pytest
 import requests
 from proxmoxer import ProxmoxAPI
@@ -13,13 +14,37 @@ from lab.admin import AdminClient
 from lab.config import LabPaths
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run test_site_service.py first (a stable sort keeps the rest in file order).
+# Module order. test_site_service.py first: its second site.yml run must change nothing,
+# which it shows right after the session's converge (site_converged), before other modules
+# deploy releases and inject faults. The molecule runs start in the background when the
+# first module of molecule_runs.MOLECULE_ALONGSIDE begins; those modules and
+# test_molecule.py come last. Every other module keeps its place (a stable sort).
+def _module_rank(item: pytest.Item) -> int:
+    name = item.module.__name__
+    if name == "test_site_service":
+        return 0
+    if name in molecule_runs.MOLECULE_ALONGSIDE:
+        return 2
+    if name == "test_molecule":
+        return 3
+    return 1
 
-    Its second site.yml run must change nothing, which it shows right after the session's
-    converge (site_converged), before other modules deploy releases and inject faults.
-    """
-    items.sort(key=lambda item: item.module.__name__ != "test_site_service")
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_module_rank)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.module.__name__ in molecule_runs.MOLECULE_ALONGSIDE and _molecule_selected(item.session):
+        molecule_runs.start()
+
+
+def _molecule_selected(session: pytest.Session) -> bool:
+    return any(item.module.__name__ == "test_molecule" for item in session.items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    molecule_runs.stop()
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,8 +359,23 @@ def test_drain_refuses_to_take_the_last_healthy_server_out_of_rotation(proxy, ap
     assert proxy.file("/etc/nginx/scheduler-upstream.conf").sha256sum == before
 
 
+def wait_until_both_servers_answer(timeout: float = 15) -> None:
+    """The stand-in app is a simple unit: `systemctl start` returns before it listens."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if set(backends(10)) == {APP1, APP2}:
+                return
+        except (AssertionError, requests.RequestException):
+            pass
+        assert time.monotonic() < deadline, f"{APP1} and {APP2} did not both answer within {timeout} s"
+        time.sleep(0.5)
+
+
 # Last: a stopped server stays out of rotation for fail_timeout after it comes back.
 def test_requests_fail_over_when_an_app_server_stops(app1):
+    # With the other server not listening yet, the request would find no server at all.
+    wait_until_both_servers_answer()
     app1.run("systemctl stop standin-app")
     try:
         assert backends(20) == Counter({APP2: 20})  # every request succeeded
