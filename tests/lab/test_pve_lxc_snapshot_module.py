@@ -291,7 +291,8 @@ def test_failed_task_is_reported_with_its_log(pve, creds, ct, admin: AdminClient
     # happened: only when our own task ended OK is the run repeated; a task of ours that failed
     # while the module reported success is a bug and fails below.
     for _attempt in range(5):
-        admin.set_faults(fail_tasks=1, fail_message="lab fault injection: snapshot storage full")
+        admin.set_faults(fail_tasks=1, fail_message="lab fault injection: snapshot storage full",
+                         vmid=ct)
         result = labtools.run_module(MODULE, args(creds, ct, snapname="doomed"))
         if snapshot_task_statuses(pve, ct)[0] != "OK":
             break
