@@ -104,6 +104,20 @@ class Cluster:
                 found += [int(p.stem) for p in folder.glob("*.conf") if p.stem.isdigit()]
         return sorted(found)
 
+    def configs(self, node: str) -> list[tuple[int, CtConfig]]:
+        """Every CT config of a node, as of now.
+
+        A listing must not fail because a CT was destroyed between finding its file and
+        reading it (pmxcfs answers listings from one consistent view; so do we).
+        """
+        found = []
+        for vmid in self.vmids(node):
+            try:
+                found.append((vmid, pveconf.load(self.conf_path(node, vmid))))
+            except FileNotFoundError:
+                continue
+        return found
+
     def lock(self, vmid: int) -> threading.RLock:
         with self._locks_guard:
             return self._locks.setdefault(vmid, threading.RLock())
@@ -206,10 +220,9 @@ class Cluster:
                               "format": "t" + path.name.rsplit(".", 1)[-1], "size": st.st_size,
                               "ctime": int(st.st_mtime)})
         if content in (None, "rootdir"):
-            for ct in self.vmids(node):
+            for ct, conf in self.configs(node):
                 if vmid is not None and ct != vmid:
                     continue
-                conf = self.load(node, ct)
                 volume = conf.values.get("rootfs", "").split(",", 1)[0]
                 items.append({"volid": volume, "content": "rootdir", "format": "subvol",
                               "vmid": ct, "size": _size_bytes(conf.values.get("rootfs", "")),
@@ -468,7 +481,7 @@ class Cluster:
 
     def list_cts(self, node: str) -> list[dict[str, object]]:
         self.check_node(node)
-        return [self._status_entry(vmid, self.load(node, vmid)) for vmid in self.vmids(node)]
+        return [self._status_entry(vmid, conf) for vmid, conf in self.configs(node)]
 
     def start(self, node: str, vmid: int, user: str) -> str:
         with self.lock(vmid):
@@ -690,8 +703,8 @@ class Cluster:
                             "shared": 0})
         if kind in (None, "vm"):
             for node in NODES:
-                for vmid in self.vmids(node):
-                    entry = self._status_entry(vmid, self.load(node, vmid))
+                for vmid, conf in self.configs(node):
+                    entry = self._status_entry(vmid, conf)
                     entry.update(id=f"lxc/{vmid}", node=node, type="lxc")
                     out.append(entry)
         return out
